@@ -233,7 +233,7 @@ class RunConfig:
         _check_choice("run.stage", self.stage, ("full", "warmup"))
         if self.stop_epoch is not None:
             _check_int("run.stop_epoch", self.stop_epoch, 1)
-        _check_choice("run.precision", self.precision, ("auto", "fp32", "bf16"))
+        _check_choice("run.precision", self.precision, ("auto", "fp32", "bf16", "fp64"))
         _check_int("run.checkpoint_every", self.checkpoint_every, 1)
         _check_int("run.eval_every", self.eval_every, 0)
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
@@ -380,7 +380,7 @@ def warmup_config(cfg: TrainConfig) -> TrainConfig:
     Method switches that only act after B are reset to their defaults so that every arm with the
     same data, model, augmentation, optimisation and seed maps to the same warm-up run.
     """
-    method = MethodConfig(name="simclr", tau0=cfg.method.tau0)
+    method = MethodConfig(name="simclr", tau0=cfg.method.tau0, warmup_epochs=cfg.warmup_epochs)
     run = replace(cfg.run, stage="full", stop_epoch=cfg.warmup_epochs, label="warmup")
     return replace(cfg, method=method, run=run)
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (CI runs it): environment bootstrap, unit tests, then the notebooks under nbval.
+#   ./run_tests.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+export MPLBACKEND=Agg TASE_PROGRESS=log TASE_PROFILE=smoke
+# Everything the tests and notebooks write goes to a scratch folder, never into the checkout.
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+export TASE_RESULTS="$SCRATCH/results" TASE_FIGURES="$SCRATCH/figures" TASE_OUTPUTS="$SCRATCH/outputs"
+"$PY" -m pytest tests -q -p no:cacheprovider "$@"
+"$PY" -m pytest --nbval-lax notebooks -q -p no:cacheprovider
