@@ -241,8 +241,15 @@ class RunConfig:
 
 
 # Fields of RunConfig that do not change the numbers a run produces.
-_NOT_HASHED = ("stage", "channels_last", "compile", "device", "checkpoint_every", "eval_every",
-               "label")
+_NOT_HASHED = (
+    "stage",
+    "channels_last",
+    "compile",
+    "device",
+    "checkpoint_every",
+    "eval_every",
+    "label",
+)
 
 
 @dataclass(frozen=True)
@@ -272,7 +279,9 @@ class TrainConfig:
     def ramp_epochs(self) -> int:
         """P: epochs over which the progressive factor rises from 0 to 1."""
         p = self.method.ramp_epochs
-        return max(1, int(round(0.1 * (self.optim.epochs - self.warmup_epochs)))) if p is None else p
+        return (
+            max(1, int(round(0.1 * (self.optim.epochs - self.warmup_epochs)))) if p is None else p
+        )
 
     @property
     def end_epoch(self) -> int:
@@ -301,14 +310,18 @@ def from_dict(d: dict) -> TrainConfig:
     """Build a :class:`TrainConfig` from a nested dict; unknown keys raise ``ValueError``."""
     unknown = set(d) - set(_SECTION_TYPES)
     if unknown:
-        raise ValueError(f"unknown config section(s) {sorted(unknown)}; valid: {list(_SECTION_TYPES)}")
+        raise ValueError(
+            f"unknown config section(s) {sorted(unknown)}; valid: {list(_SECTION_TYPES)}"
+        )
     sections = {}
     for name, cls in _SECTION_TYPES.items():
         values = dict(d.get(name) or {})
         valid = {f.name for f in fields(cls)}
         bad = set(values) - valid
         if bad:
-            raise ValueError(f"unknown key(s) {sorted(bad)} in section {name!r}; valid: {sorted(valid)}")
+            raise ValueError(
+                f"unknown key(s) {sorted(bad)} in section {name!r}; valid: {sorted(valid)}"
+            )
         sections[name] = cls(**values)
     return TrainConfig(**sections)
 

@@ -42,7 +42,12 @@ KNOWN_METHOD_COLORS = {
     "bcl": _TAB10[4],  # purple
     "tase": _TAB10[3],  # red
 }
-_OTHER_COLORS = [c for c in _TAB10 if c not in KNOWN_METHOD_COLORS.values()]
+KNOWN_METHOD_COLORS["bcl-i"] = KNOWN_METHOD_COLORS["bcl"]
+# Ablation arms and sweep values: the 20-colour palette without the five method colours.
+_OTHER_COLORS = [
+    c for c in (to_hex(c) for c in plt.get_cmap("tab20").colors)
+    if c not in KNOWN_METHOD_COLORS.values()
+]
 
 _METADATA = {
     "png": {"Software": None},
@@ -74,7 +79,7 @@ def method_colors(names: Sequence[str]) -> dict[str, str]:
     """A stable colour per method name.
 
     The methods of SPEC §4 (``simclr, ts, sdclr, bcl, tase``, case-insensitive) always get the
-    same colour; other names cycle through the remaining tab10 colours in sorted order, so the
+    same colour; other names cycle through the remaining tab20 colours in sorted order, so the
     result does not depend on the order ``names`` are given in.
     """
     colors = {}

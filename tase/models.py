@@ -61,7 +61,8 @@ class SmallResNet(nn.Module):
             nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
         self.layers = nn.Sequential(
-            BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2),
+            BasicBlock(width, width, 1),
+            BasicBlock(width, 2 * width, 2),
             BasicBlock(2 * width, 4 * width, 2),
         )
         self.out_dim = 4 * width

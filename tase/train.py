@@ -1,8 +1,8 @@
 """The training engine: SimCLR warm-up and every method's stage, resumable, on 1 or N processes.
 
-``train(config) -> Run`` runs epochs ``[start, end)`` of an ``optim.epochs``-long schedule and writes
-``results/<run-id>/``: ``config.json``, ``history.csv`` (one row per epoch), ``steps.csv`` (one
-row per step), ``checkpoint.pt``, ``status.json`` and ``clusterings/epoch_XXXX.npz``.
+``train(config) -> Run`` runs epochs ``[start, end)`` of an ``optim.epochs``-long schedule and
+writes ``results/<run-id>/``: ``config.json``, ``history.csv`` (one row per epoch), ``steps.csv``
+(one row per step), ``checkpoint.pt``, ``status.json`` and ``clusterings/epoch_XXXX.npz``.
 
 - A method that continues the warm-up (SimCLR, TASE) asks for the warm-up run of its config
   (:func:`tase.config.warmup_config`), which is reused when finished and trained when absent, then
@@ -65,9 +65,25 @@ class WarmupNotFoundError(TrainingError):
 
 
 HISTORY_COLUMNS = (
-    "epoch", "loss", "lr", "tau_mean", "tau_min", "tau_max", "w_min", "w_max", "n_clusters",
-    "cluster_min", "cluster_max", "cluster_sizes", "pl_acc", "pl_nmi", "pl_ari", "knn10",
-    "images_per_s", "epoch_s", "cluster_s",
+    "epoch",
+    "loss",
+    "lr",
+    "tau_mean",
+    "tau_min",
+    "tau_max",
+    "w_min",
+    "w_max",
+    "n_clusters",
+    "cluster_min",
+    "cluster_max",
+    "cluster_sizes",
+    "pl_acc",
+    "pl_nmi",
+    "pl_ari",
+    "knn10",
+    "images_per_s",
+    "epoch_s",
+    "cluster_s",
 )
 STEP_COLUMNS = ("epoch", "step", "loss", "lr")
 
@@ -155,7 +171,7 @@ def gather_rows(x: torch.Tensor, counts: list[int], ctx: Context, grad: bool) ->
     else:
         parts = [torch.empty_like(x) for _ in range(ctx.world)]
         dist.all_gather(parts, x)
-    return torch.cat([p[:c] for p, c in zip(parts, counts)])
+    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
 
 
 class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -301,7 +317,7 @@ def load_encoder(run_dir: str | Path, device="cpu") -> nn.Module:
     ckpt = load_checkpoint(run_dir, cfg)
     model = build_model(cfg.model.arch, cfg.augment.size, cfg.model.width, cfg.model.proj_dim)
     prefix = "encoder."
-    state = {k[len(prefix):]: v for k, v in ckpt["module"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["module"].items() if k.startswith(prefix)}
     model.load_state_dict(state)
     return model.to(device).eval()
 
@@ -310,7 +326,8 @@ _DATA_CACHE: dict = {}
 
 
 def load_data(data_cfg: C.DataConfig):
-    """``tase.data.load`` for a :class:`DataConfig`, cached in-process (notebooks train many arms)."""
+    """``tase.data.load`` for a :class:`DataConfig`, cached in-process (notebooks train many
+    arms on the same data)."""
     from . import data
 
     key = json.dumps(dataclasses.asdict(data_cfg), sort_keys=True)
@@ -420,7 +437,9 @@ class Trainer:
         if cfg.run.compile:
             self.forward = torch.compile(self.forward)
         self.optimizer = torch.optim.SGD(
-            self.module.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+            self.module.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay,
         )
         self.bank = None
@@ -503,7 +522,8 @@ class Trainer:
                 if done or self.epoch % cfg.run.checkpoint_every == 0:
                     self.save()
                 bar.update(
-                    row["epoch"], loss=row["loss"],
+                    row["epoch"],
+                    loss=row["loss"],
                     tau=f"{row['tau_min']:.3f}-{row['tau_max']:.3f}",
                     img_s=f"{row['images_per_s']:.0f}",
                 )
@@ -537,7 +557,8 @@ class Trainer:
             losses.append(loss.item())
             if ctx.main:
                 _append_csv(
-                    self.dir / "steps.csv", STEP_COLUMNS,
+                    self.dir / "steps.csv",
+                    STEP_COLUMNS,
                     {"epoch": epoch, "step": self.step, "loss": losses[-1], "lr": lr},
                 )
             self.step += 1
@@ -546,8 +567,12 @@ class Trainer:
         row.update(self.policy.epoch_summary(epoch))
         row.update(self.cluster_row if cluster_s else {})
         row.update(
-            epoch=epoch, loss=float(np.mean(losses)), lr=lr, images_per_s=self.n / seconds,
-            epoch_s=seconds, cluster_s=cluster_s,
+            epoch=epoch,
+            loss=float(np.mean(losses)),
+            lr=lr,
+            images_per_s=self.n / seconds,
+            epoch_s=seconds,
+            cluster_s=cluster_s,
         )
         eval_every = cfg.run.eval_every
         if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == self.end):
@@ -606,7 +631,9 @@ class Trainer:
         feats = self.bank if use_bank else self.features()
         labels = torch.empty(self.n, dtype=torch.long, device=self.ctx.device)
         if self.ctx.main:
-            result = kmeans(feats, k, n_init=m.kmeans_restarts, seed=self.cfg.run.seed * 7919 + epoch)
+            result = kmeans(
+                feats, k, n_init=m.kmeans_restarts, seed=self.cfg.run.seed * 7919 + epoch
+            )
             labels.copy_(result.labels.to(self.ctx.device))
         if self.ctx.world > 1:
             dist.broadcast(labels, src=0)
@@ -617,20 +644,31 @@ class Trainer:
             true = self.labels.numpy()
             pseudo = labels.cpu().numpy()
             scores = pseudo_label_accuracy(true, pseudo, int(self.data.n_classes))
-            tau, weight = self.policy.per_sample(torch.arange(self.n, device=self.ctx.device), epoch)
+            tau, weight = self.policy.per_sample(
+                torch.arange(self.n, device=self.ctx.device), epoch
+            )
             out = self.dir / "clusterings"
             out.mkdir(exist_ok=True)
             _atomic_write(
                 out / f"epoch_{epoch:04d}.npz",
                 lambda p: np.savez_compressed(
-                    open(p, "wb"), epoch=epoch, labels=pseudo, sizes=sizes.numpy(),
-                    tau=tau.cpu().numpy(), weight=weight.cpu().numpy(), true_labels=true,
+                    open(p, "wb"),
+                    epoch=epoch,
+                    labels=pseudo,
+                    sizes=sizes.numpy(),
+                    tau=tau.cpu().numpy(),
+                    weight=weight.cpu().numpy(),
+                    true_labels=true,
                 ),
             )
             self.cluster_row = {
-                "n_clusters": k, "cluster_min": int(sizes.min()), "cluster_max": int(sizes.max()),
+                "n_clusters": k,
+                "cluster_min": int(sizes.min()),
+                "cluster_max": int(sizes.max()),
                 "cluster_sizes": ";".join(map(str, sizes.tolist())),
-                "pl_acc": scores["accuracy"], "pl_nmi": scores["nmi"], "pl_ari": scores["ari"],
+                "pl_acc": scores["accuracy"],
+                "pl_nmi": scores["nmi"],
+                "pl_ari": scores["ari"],
             }
         return seconds
 
@@ -666,7 +704,6 @@ def torchrun_command(cfg: C.TrainConfig, nproc_per_node: int = 8) -> str:
     return f"torchrun --nproc_per_node={nproc_per_node} -m tase.train --config {path}"
 
 
-
 def parse_overrides(items: list[str]) -> dict:
     """``["method.alpha=2", "optim.epochs=5"]`` -> ``{"method.alpha": 2, "optim.epochs": 5}``."""
     out = {}
@@ -679,11 +716,17 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tase.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="YAML file, e.g. params/quick/01_warmup.yaml")
+    parser = argparse.ArgumentParser(
+        prog="python -m tase.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--config", required=True, help="YAML file, e.g. params/quick/01_warmup.yaml"
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides")
     parser.add_argument("--warmup-from", default=None, help="run folder of the warm-up to continue")
-    parser.add_argument("--evaluate", action="store_true", help="run the evaluation protocols after")
+    parser.add_argument(
+        "--evaluate", action="store_true", help="run the evaluation protocols after"
+    )
     args = parser.parse_args(argv)
     cfg = C.load(args.config, parse_overrides(args.set))
     run = train(cfg, warmup_dir=args.warmup_from)

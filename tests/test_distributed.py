@@ -25,7 +25,8 @@ def tiny(precision="fp64") -> C.TrainConfig:
     # float64 any difference beyond ~1e-9 would be a real error in the distributed algorithm.
     cfg = C.train_config(C.notebook_params("02_cluster_balance", "smoke"))
     return cfg.replace(
-        model={"width": 8}, optim={"epochs": 3, "batch_size": 256},
+        model={"width": 8},
+        optim={"epochs": 3, "batch_size": 256},
         method={"warmup_epochs": 1, "ramp_epochs": 1},
         run={"checkpoint_every": 1, "eval_every": 0, "precision": precision},
     )
@@ -39,8 +40,13 @@ def free_port() -> int:
 
 def worker(rank, world, port, results, until, labels_dir):
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port), TASE_RESULTS=results, TASE_PROGRESS="off",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        TASE_RESULTS=results,
+        TASE_PROGRESS="off",
         TASE_DIST_TIMEOUT_MIN="2",
     )
     torch.set_num_threads(1)
@@ -58,8 +64,12 @@ def worker(rank, world, port, results, until, labels_dir):
 
 
 def run_ranks(world, results, until, labels_dir):
-    mp.spawn(worker, args=(world, free_port(), str(results), until, str(labels_dir)),
-             nprocs=world, join=True)
+    mp.spawn(
+        worker,
+        args=(world, free_port(), str(results), until, str(labels_dir)),
+        nprocs=world,
+        join=True,
+    )
 
 
 def test_two_processes_match_one(tmp_path, monkeypatch):

@@ -58,8 +58,9 @@ def test_ts_schedule_values():
 
 
 def _tase(**method):
-    cfg = C.from_dict({"optim": {"epochs": 20}, "method": {"warmup_epochs": 10, "ramp_epochs": 2,
-                                                           **method}})
+    cfg = C.from_dict(
+        {"optim": {"epochs": 20}, "method": {"warmup_epochs": 10, "ramp_epochs": 2, **method}}
+    )
     policy = build_policy(cfg, n_samples=6, n_classes=2, device="cpu")
     labels = torch.tensor([0, 0, 0, 0, 1, 1])
     policy.set_clustering(10, labels, torch.bincount(labels))

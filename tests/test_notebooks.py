@@ -22,11 +22,23 @@ NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("suite")
-    saved = {k: os.environ.get(k) for k in ("TASE_RESULTS", "TASE_FIGURES", "TASE_OUTPUTS",
-                                            "TASE_PROGRESS", "PYTHONPATH", "MPLBACKEND")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "TASE_RESULTS",
+            "TASE_FIGURES",
+            "TASE_OUTPUTS",
+            "TASE_PROGRESS",
+            "PYTHONPATH",
+            "MPLBACKEND",
+        )
+    }
     os.environ.update(
-        TASE_RESULTS=str(root / "results"), TASE_FIGURES=str(root / "figures"),
-        TASE_OUTPUTS=str(root / "outputs"), TASE_PROGRESS="log", MPLBACKEND="Agg",
+        TASE_RESULTS=str(root / "results"),
+        TASE_FIGURES=str(root / "figures"),
+        TASE_OUTPUTS=str(root / "outputs"),
+        TASE_PROGRESS="log",
+        MPLBACKEND="Agg",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), saved["PYTHONPATH"]])),
     )
     yield root
@@ -39,8 +51,11 @@ def workspace(tmp_path_factory):
 
 def execute(name: str, root: Path) -> None:
     pm.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(root / f"{name}.ipynb"),
-        parameters={"profile": "smoke"}, kernel_name="python3", cwd=str(NOTEBOOKS_DIR),
+        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+        str(root / f"{name}.ipynb"),
+        parameters={"profile": "smoke"},
+        kernel_name="python3",
+        cwd=str(NOTEBOOKS_DIR),
         progress_bar=False,
     )
 

@@ -34,10 +34,12 @@ def test_learning_rate_schedule():
     assert lr[0] == pytest.approx(0.05) and lr[9] == pytest.approx(0.5)
     assert lr[10] == pytest.approx(0.5)
     assert lr[55] == pytest.approx(0.25, abs=0.01)
-    assert lr[-1] < 0.001 and all(a >= b for a, b in zip(lr[10:], lr[11:]))
+    assert lr[-1] < 0.001 and all(a >= b for a, b in zip(lr[10:], lr[11:], strict=False))
 
 
-@pytest.mark.parametrize("n, batch, world", [(519, 128, 1), (519, 128, 2), (257, 128, 2), (10, 4, 4)])
+@pytest.mark.parametrize(
+    "n, batch, world", [(519, 128, 1), (519, 128, 2), (257, 128, 2), (10, 4, 4)]
+)
 def test_batches_cover_every_sample_once(n, batch, world):
     bounds = T.batch_bounds(n, batch, world)
     covered = np.concatenate([np.arange(s, e) for s, e in bounds])
