@@ -9,5 +9,8 @@ export MPLBACKEND=Agg TASE_PROGRESS=log TASE_PROFILE=smoke
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 export TASE_RESULTS="$SCRATCH/results" TASE_FIGURES="$SCRATCH/figures" TASE_OUTPUTS="$SCRATCH/outputs"
+export TASE_NOTEBOOK_WORKSPACE="$SCRATCH/suite"
 "$PY" -m pytest tests -q -p no:cacheprovider "$@"
-"$PY" -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+# The notebooks once more as a JupyterLab user runs them (nbval), reusing the notebook tests' runs.
+TASE_RESULTS="$SCRATCH/suite/results" TASE_FIGURES="$SCRATCH/suite/figures" \
+    "$PY" -m pytest --nbval-lax notebooks -q -p no:cacheprovider

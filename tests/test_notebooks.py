@@ -21,7 +21,10 @@ NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("suite")
+    # run_tests.sh names the folder so that nbval, run after pytest, reuses these runs.
+    named = os.environ.get("TASE_NOTEBOOK_WORKSPACE")
+    root = Path(named) if named else tmp_path_factory.mktemp("suite")
+    root.mkdir(parents=True, exist_ok=True)
     saved = {
         k: os.environ.get(k)
         for k in (
