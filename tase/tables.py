@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy.stats import t as student_t
 
 from tase import paths
 
@@ -254,10 +255,10 @@ def _markdown(table: pd.DataFrame, rows: str) -> str:
 class PairedGain:
     """``arm − baseline`` on one metric, paired by (dataset, split, data_seed, seed).
 
-    ``beyond_noise`` is true when there are at least two pairs and the mean difference exceeds
-    the sample std (``ddof=1``) of the paired differences in absolute value; the verdict says
-    "within noise" otherwise. (|mean| > std is a loose bar: with n pairs it is a t statistic
-    above √n. Read it as "worth a closer look", not as a significance test.)
+    ``beyond_noise`` is true when a two-sided one-sample t-test of the paired differences
+    against zero gives ``p_value < 0.05`` (with 3 seeds: |mean| > 2.48 × the std of the
+    differences); otherwise the verdict says "within noise". With fewer than two pairs there is
+    no spread estimate and nothing is called beyond noise.
     """
 
     baseline: str
@@ -268,6 +269,7 @@ class PairedGain:
     std: float
     n: int
     beyond_noise: bool
+    p_value: float = math.nan
 
     @property
     def verdict(self) -> str:
@@ -278,7 +280,8 @@ class PairedGain:
         text += f" (n={self.n})"
         if self.n < 2:
             return text + ", within noise (one pair, no spread estimate)"
-        return text + (", beyond noise" if self.beyond_noise else ", within noise")
+        verdict = ", beyond noise" if self.beyond_noise else ", within noise"
+        return text + verdict + f" (paired t-test p = {self.p_value:.3f})"
 
 
 def paired_gain(
@@ -316,9 +319,15 @@ def paired_gain(
     n = len(diffs)
     mean = float(diffs.mean()) if n else math.nan
     std = float(diffs.std(ddof=1)) if n > 1 else math.nan
+    p_value = math.nan
+    if n > 1:
+        p_value = 0.0 if std == 0 and mean != 0 else 1.0
+        if std > 0:
+            t = abs(mean) / (std / math.sqrt(n))
+            p_value = float(2 * student_t.sf(t, df=n - 1))
     return PairedGain(
         baseline=baseline, arm=arm, metric=metric, pairs=pairs, mean=mean, std=std, n=n,
-        beyond_noise=bool(n > 1 and abs(mean) > std),
+        beyond_noise=bool(n > 1 and p_value < 0.05), p_value=p_value,
     )
 
 
