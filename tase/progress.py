@@ -42,9 +42,9 @@ class EpochProgress:
     >>> bar.close()
     """
 
-    def __init__(self, start: int, end: int, desc: str = "train", stream=None):
+    def __init__(self, start: int, end: int, desc: str = "train", stream=None, enabled=True):
         self.start, self.end, self.desc = start, end, desc
-        self.mode = mode()
+        self.mode = mode() if enabled else "off"  # e.g. off on every rank but 0
         self.stream = stream or sys.stderr
         self.t0 = time.perf_counter()
         self.done = 0

@@ -513,7 +513,9 @@ class Trainer:
         ctx.barrier()
         self.resume_or_start()
         stop = self.end if until is None else min(self.end, until)
-        bar = EpochProgress(self.epoch, stop, desc=f"{cfg.method.name} {self.dir.name}")
+        bar = EpochProgress(
+            self.epoch, stop, desc=f"{cfg.method.name} {self.dir.name}", enabled=ctx.main
+        )
         try:
             while self.epoch < stop:
                 row = self.train_epoch(self.epoch)

@@ -99,3 +99,45 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
         r0 = np.load(labels / f"rank0_epoch{epoch}.npy")
         r1 = np.load(labels / f"rank1_epoch{epoch}.npy")
         assert np.array_equal(r0, r1)
+
+
+def test_killed_torchrun_job_resumes_from_its_last_checkpoint(tmp_path):
+    """A real torchrun job, killed with SIGKILL after a checkpoint, then launched again."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tiny(precision="fp32").replace(
+        method={"name": "simclr", "warmup_epochs": 0}, optim={"epochs": 8, "batch_size": 128}
+    )
+    config_file = tmp_path / "job.yaml"
+    C.save(cfg, config_file)
+    env = dict(os.environ, TASE_RESULTS=str(tmp_path / "results"), TASE_PROGRESS="log",
+               OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "tase.train", "--config", str(config_file)]
+    run_dir = tmp_path / "results" / C.run_id(cfg)
+
+    job = subprocess.Popen(command, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and T.read_status(run_dir)["epoch"] < 2:
+        assert job.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    killed_at = T.read_status(run_dir)["epoch"]
+    assert 2 <= killed_at < 8
+    before = pd.read_csv(run_dir / "history.csv")
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / "status.json").read_text()) == {"epoch": 8, "finished": True}
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == list(range(8))  # every epoch exactly once
+    # Epochs before the checkpoint were not trained again: their rows, wall times included,
+    # are the ones the killed job wrote.
+    kept = before[before["epoch"] < killed_at]
+    assert history.iloc[: len(kept)].equals(kept)
