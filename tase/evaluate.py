@@ -556,17 +556,10 @@ def evaluate(
                 f"set has {n_train} images"
             )
 
-    if isinstance(model_or_run, (str, os.PathLike)):
-        from tase.train import load_encoder
-
-        run_dir = Path(model_or_run)
-        model = load_encoder(run_dir)
-        out_dir = run_dir if out_dir is None else out_dir
-    else:
-        model = model_or_run
+    is_run = isinstance(model_or_run, (str, os.PathLike))
+    if is_run and out_dir is None:
+        out_dir = model_or_run
     out_dir = Path(out_dir) if out_dir is not None else None
-    if device is None:
-        device = _module_device(model)
 
     header = {
         "dataset": str(getattr(dataset, "name", "")),
@@ -582,6 +575,15 @@ def evaluate(
     if cached is not None and all(p in cached["header"]["protocols"] for p in protocols):
         return cached
     todo = [p for p in protocols if cached is None or p not in cached["header"]["protocols"]]
+    # Only now load the encoder: a run whose metrics are cached is never read from disk.
+    if is_run:
+        from tase.train import load_encoder
+
+        model = load_encoder(Path(model_or_run))
+    else:
+        model = model_or_run
+    if device is None:
+        device = _module_device(model)
 
     # Plan every training set first, so bad subsets fail before any forward pass.
     n_classes = int(dataset.n_classes)
