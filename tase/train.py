@@ -117,6 +117,13 @@ def rank_counts(size: int, world: int) -> list[int]:
     return [size // world + (r < size % world) for r in range(world)]
 
 
+def rank_slice(size: int, ctx: Context) -> tuple[list[int], slice]:
+    """Every rank's count, and this rank's contiguous ``slice`` of ``range(size)``."""
+    counts = rank_counts(size, ctx.world)
+    lo = sum(counts[: ctx.rank])
+    return counts, slice(lo, lo + counts[ctx.rank])
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
@@ -543,10 +550,9 @@ class Trainer:
         perm = epoch_permutation(cfg.run.seed, epoch, self.n).to(ctx.device)
         losses, lr = [], 0.0
         for step_in_epoch, (s, e) in enumerate(self.bounds):
-            counts = rank_counts(e - s, ctx.world)
-            lo = s + sum(counts[: ctx.rank])
             batch = perm[s:e]
-            local = perm[lo : lo + counts[ctx.rank]]
+            counts, mine = rank_slice(e - s, ctx)
+            local = batch[mine]
             lr = learning_rate(
                 self.step, self.total_steps, self.warmup_steps, cfg.optim.lr, cfg.optim.min_lr
             )
@@ -618,9 +624,8 @@ class Trainer:
         """Clean backbone features of every training image: each rank its slice, then gathered."""
         from .evaluate import extract_features
 
-        counts = rank_counts(self.n, self.ctx.world)
-        lo = sum(counts[: self.ctx.rank])
-        local = self.images[lo : lo + counts[self.ctx.rank]]
+        counts, mine = rank_slice(self.n, self.ctx)
+        local = self.images[mine]
         f = extract_features(self.model, local, batch_size=1024, device=self.ctx.device)
         return gather_rows(f.to(self.ctx.device), counts, self.ctx, grad=False)
 
@@ -630,7 +635,7 @@ class Trainer:
 
         t0 = time.perf_counter()
         m = self.cfg.method
-        k = m.n_clusters or int(self.data.n_classes)
+        k = self.policy.n_clusters
         use_bank = self.bank is not None and bool(self.bank_filled.all())
         feats = self.bank if use_bank else self.features()
         labels = torch.empty(self.n, dtype=torch.long, device=self.ctx.device)
